@@ -218,7 +218,10 @@ def state_dict_from_tree(model: MMV, tree: Tree, source: str = "checkpoint") -> 
 def model_from_tree(tree: Tree, graph: Optional[str] = None, source: str = "checkpoint") -> MMV:
     """An ``MMV`` in eval mode holding exactly the arrays of ``tree``."""
     config = infer_config(tree, graph)
-    model = MMV(config, InputProtocol())
+    try:
+        model = MMV(config, InputProtocol())
+    except ValueError as err:  # e.g. --graph shared forced onto a tree with distinct heads
+        raise CheckpointError(f"{source}: the arrays do not describe a valid model ({err})") from None
     model.load_state_dict(state_dict_from_tree(model, tree, source))
     return model.eval()
 

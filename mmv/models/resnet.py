@@ -28,8 +28,8 @@ RESNET_BLOCKS = {
 }
 
 
-class BottleneckV2(nn.Module):
-    """BN-ReLU-conv1x1, BN-ReLU-conv3x3 (strided), BN-ReLU-conv1x1, plus the shortcut.
+class PreActBlock(nn.Module):
+    """Pre-activation block: ``shortcut + residual(shift(ReLU(BN(x))))``.
 
     The projection shortcut reads the pre-activated input; an identity shortcut reads the raw input.
     ``shift`` (TSM) is applied to the pre-activation of the residual branch only, after the
@@ -39,28 +39,40 @@ class BottleneckV2(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int, projection: bool,
                  shift: Optional[ShiftFn] = None):
         super().__init__()
-        mid = out_channels // 4
         self.bn0 = batch_norm(in_channels, 2)
         self.shortcut = SameConv(2, in_channels, out_channels, 1, stride) if projection else None
-        self.conv0 = SameConv(2, in_channels, mid, 1)
-        self.bn1 = batch_norm(mid, 2)
-        self.conv1 = SameConv(2, mid, mid, 3, stride)
-        self.bn2 = batch_norm(mid, 2)
-        self.conv2 = SameConv(2, mid, out_channels, 1)
         self.shift = shift
+
+    def residual(self, preact: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, num_frames: int = 1) -> torch.Tensor:
         preact = F.relu(self.bn0(x))
         shortcut = x if self.shortcut is None else self.shortcut(preact)
         r = preact if self.shift is None else self.shift(preact, num_frames)
-        r = self.conv0(r)
-        r = self.conv1(F.relu(self.bn1(r)))
-        r = self.conv2(F.relu(self.bn2(r)))
-        return shortcut + r
+        return shortcut + self.residual(r)
 
 
-class BasicV2(nn.Module):
-    """Two-conv block of the release's ResNet18/34: BN-ReLU-conv *1x1*, BN-ReLU-conv3x3 (strided).
+class BottleneckV2(PreActBlock):
+    """conv1x1 (C/4), BN-ReLU-conv3x3 (C/4, strided), BN-ReLU-conv1x1 (C): ResNet50 and deeper."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, projection: bool,
+                 shift: Optional[ShiftFn] = None):
+        super().__init__(in_channels, out_channels, stride, projection, shift)
+        mid = out_channels // 4
+        self.conv0 = SameConv(2, in_channels, mid, 1)
+        self.bn1 = batch_norm(mid, 2)
+        self.conv1 = SameConv(2, mid, mid, 3, stride)
+        self.bn2 = batch_norm(mid, 2)
+        self.conv2 = SameConv(2, mid, out_channels, 1)
+
+    def residual(self, preact: torch.Tensor) -> torch.Tensor:
+        r = self.conv1(F.relu(self.bn1(self.conv0(preact))))
+        return self.conv2(F.relu(self.bn2(r)))
+
+
+class BasicV2(PreActBlock):
+    """conv *1x1*, BN-ReLU-conv3x3 (strided): the release's ResNet18/34 block.
 
     The first conv of the released ``BasicBlock`` has a 1x1 kernel, not the 3x3 of the ResNet paper;
     we keep it so that weights trained with the release load unchanged.
@@ -68,20 +80,13 @@ class BasicV2(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, projection: bool,
                  shift: Optional[ShiftFn] = None):
-        super().__init__()
-        self.bn0 = batch_norm(in_channels, 2)
-        self.shortcut = SameConv(2, in_channels, out_channels, 1, stride) if projection else None
+        super().__init__(in_channels, out_channels, stride, projection, shift)
         self.conv0 = SameConv(2, in_channels, out_channels, 1)
         self.bn1 = batch_norm(out_channels, 2)
         self.conv1 = SameConv(2, out_channels, out_channels, 3, stride)
-        self.shift = shift
 
-    def forward(self, x: torch.Tensor, num_frames: int = 1) -> torch.Tensor:
-        preact = F.relu(self.bn0(x))
-        shortcut = x if self.shortcut is None else self.shortcut(preact)
-        r = preact if self.shift is None else self.shift(preact, num_frames)
-        r = self.conv0(r)
-        return shortcut + self.conv1(F.relu(self.bn1(r)))
+    def residual(self, preact: torch.Tensor) -> torch.Tensor:
+        return self.conv1(F.relu(self.bn1(self.conv0(preact))))
 
 
 class ResNetV2(nn.Module):

@@ -60,6 +60,10 @@ def test_graph_can_be_forced():
     tree = tree_from_model(create_model("mmv_tiny_tsm"))
     assert infer_config(tree).graph == "fac_relu"
     assert infer_config(tree, graph="fac").graph == "fac"
+    with pytest.raises(CheckpointError, match="one head per modality"):
+        model_from_tree(tree, graph="shared")
+    with pytest.raises(CheckpointError, match="vis_embd/final_projection :: w has shape"):
+        model_from_tree(tree, graph="disjoint")
 
 
 @pytest.fixture(scope="module")
