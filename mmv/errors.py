@@ -7,3 +7,13 @@ class CheckpointError(ValueError):
 
 class UnsafePickleError(CheckpointError):
     """A pickle asked to run something that is not plain data; refused before it ran."""
+
+
+class DataError(ValueError):
+    """A data file that cannot be used: carries the path and the reason, so that a run can skip it,
+    count it and report it."""
+
+    def __init__(self, path: object, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

@@ -1,0 +1,1 @@
+"""From files on disk (or shards) to batches of tensors; no model code."""
