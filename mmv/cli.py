@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Optional
 
-from mmv.errors import CheckpointError
+from mmv.errors import CheckpointError, DataError
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -50,6 +51,49 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from mmv.data.check import check_dataset
+    from mmv.data.sources.base import list_videos
+    from mmv.data.sources.spec import read_spec
+
+    path = Path(args.path)
+    if path.is_dir() and not (path / "shards.json").is_file():
+        report = check_dataset(path)
+    else:
+        specs = [s for s in read_spec(path) if not s.is_shards]
+        report = check_dataset([v for s in specs for v in list_videos(s.paths["videos"])])
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.summary())
+    return 1 if report.bad else 0
+
+
+def _cmd_shard(args: argparse.Namespace) -> int:
+    from mmv.data.sharding import shard_items
+    from mmv.data.sources.spec import load_items, read_spec
+    from mmv.data.transcode import TranscodeSettings
+
+    settings = TranscodeSettings(segment_seconds=args.segment, fps=args.fps, short_side=args.short_side,
+                                 gop=args.gop, crf=args.crf)
+    specs = [s for s in read_spec(args.source) if not s.is_shards]
+    if not specs:
+        raise SystemExit("mmv shard: the source holds no videos (it is already sharded?)")
+    for spec in specs:
+        items, report = load_items(spec)
+        print(report.summary())
+        out = Path(args.out_dir) / spec.name if len(specs) > 1 else Path(args.out_dir)
+
+        def progress(done: int, total: int, name: str = spec.name) -> None:
+            print(f"\r{name}: {done}/{total} videos", end="", file=sys.stderr, flush=True)
+
+        written = shard_items(items, out, settings, margin=args.margin, max_samples=args.max_samples,
+                              max_bytes=int(args.max_mb * 2**20), name=spec.name, progress=progress)
+        print(file=sys.stderr)
+        print(f"wrote {out}: " + written.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmv", description="Self-Supervised MultiModal Versatile Networks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model presets and their input protocols")
     p.set_defaults(func=_cmd_models)
 
+    data = sub.add_parser("data", help="inspect training data").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("check", help="try every video of a folder or source spec; list the unusable ones")
+    p.add_argument("path", help="a folder of videos or a JSON source spec")
+    p.add_argument("--json", action="store_true", help='print {"ok": [...], "bad": [...], "without_audio": [...]}')
+    p.set_defaults(func=_cmd_data_check)
+
+    p = sub.add_parser("shard", help="pre-transcode a source into WebDataset tar shards")
+    p.add_argument("source", help="a folder of videos or a JSON source spec")
+    p.add_argument("out_dir")
+    p.add_argument("--segment", type=float, default=10.0, help="seconds per stored segment (default 10)")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the stored clips (default 10)")
+    p.add_argument("--short-side", type=int, default=256, help="short side in pixels (default 256)")
+    p.add_argument("--gop", type=int, default=10, help="keyframe interval in frames (default 10)")
+    p.add_argument("--crf", type=int, default=23, help="H.264 quality, lower is better (default 23)")
+    p.add_argument("--margin", type=float, default=30.0, help="seconds of narrations kept around each segment")
+    p.add_argument("--max-samples", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--max-mb", type=float, default=1024.0, help="megabytes per shard (default 1024)")
+    p.set_defaults(func=_cmd_shard)
+
     p = sub.add_parser("info", help="describe a weights folder")
     p.add_argument("weights")
     p.set_defaults(func=_cmd_info)
@@ -75,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CheckpointError as err:
+    except (CheckpointError, DataError, FileNotFoundError, ValueError) as err:
         print(f"mmv: error: {err}", file=sys.stderr)
         return 2
 
