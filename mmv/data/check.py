@@ -28,7 +28,7 @@ from typing import Optional, Union
 
 import av
 
-from mmv.data.video import VIDEO_EXTENSIONS
+from mmv.data.video import VIDEO_EXTENSIONS, tag_seconds
 from mmv.errors import DataError
 
 _NOT_SNIFFED = frozenset({".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".mka", ".wma", ".txt", ".csv",
@@ -97,13 +97,9 @@ def _declared_end(container: av.container.InputContainer, video: av.VideoStream)
         ends.append(float(video.duration * video.time_base))
     if video.frames and video.average_rate:
         ends.append(video.frames / float(video.average_rate))
-    tag = video.metadata.get("DURATION") or video.metadata.get("duration")
-    if tag and tag.count(":") == 2:
-        try:
-            h, m, s = tag.split(":")
-            ends.append(int(h) * 3600 + int(m) * 60 + float(s))
-        except ValueError:
-            pass
+    tagged = tag_seconds(video.metadata.get("DURATION") or video.metadata.get("duration"))
+    if tagged is not None:
+        ends.append(tagged)
     if ends:
         return max(ends), "video stream"
     return (container.duration / av.time_base if container.duration else None), "container"

@@ -96,7 +96,7 @@ class ClipBuilder:
         start = self.window(info.duration, narrations, span, generator)
         p = self.protocol
         clip = decode_clip(media, start, p.num_frames, p.fps, sample_rate=p.audio.sample_rate, info=info)
-        video = self.transform(clip.frames, generator) if self.train else self.transform(clip.frames)
+        video = self.transform(clip.frames, generator)  # the eval transform ignores the generator
         audio = log_mel(clip.audio, p.audio.sample_rate, front_end=p.audio).unsqueeze(0)
         text, text_mask = self.encode_narrations(narrations, start)
         return {"video": video, "audio": audio, "audio_mask": torch.tensor(clip.has_audio),
@@ -105,7 +105,8 @@ class ClipBuilder:
 
     def encode_narrations(self, narrations: Sequence[Narration], start: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``[K, N]`` word ids of the K narrations nearest to the window, nearest first, and their mask."""
-        text = torch.zeros(self.k, self.protocol.max_words, dtype=torch.int64)
+        pad = self.tokenizer.vocab.pad_id if self.tokenizer is not None else 0
+        text = torch.full((self.k, self.protocol.max_words), pad, dtype=torch.int64)
         mask = torch.zeros(self.k, dtype=torch.bool)
         if self.tokenizer is None or not narrations:
             return text, mask
@@ -116,11 +117,8 @@ class ClipBuilder:
         middle = (start + end) / 2
         nearest.sort(key=lambda n: (n is not first, max(n.start - end, start - n.end, 0.0),
                                     abs((n.start + n.end) / 2 - middle)))
-        if nearest:
-            text[: len(nearest)] = self.tokenizer.encode_batch([n.text for n in nearest])
-            mask[: len(nearest)] = True
-        if self.tokenizer is not None:
-            text[~mask] = self.tokenizer.vocab.pad_id
+        text[: len(nearest)] = self.tokenizer.encode_batch([n.text for n in nearest])
+        mask[: len(nearest)] = True
         return text, mask
 
 

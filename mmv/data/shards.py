@@ -81,11 +81,10 @@ class ShardWriter:
         self.shards.append({"name": self._name, "samples": self._count})
         self._tar = None
 
-    def close(self, extra: Optional[dict[str, Any]] = None) -> Path:
-        """Finish the last shard and write ``shards.json``; returns its path."""
+    def close(self) -> Path:
+        """Finish the last shard and write ``shards.json`` (with ``extra``); returns its path."""
         self._close()
-        index = {"shards": self.shards, "samples": sum(s["samples"] for s in self.shards), **self.extra,
-                 **(extra or {})}
+        index = {"shards": self.shards, "samples": sum(s["samples"] for s in self.shards), **self.extra}
         path = self.out_dir / INDEX_FILE
         tmp = self.out_dir / f".{INDEX_FILE}.tmp"
         tmp.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

@@ -131,8 +131,8 @@ def _truncated(reached: float, duration: float) -> str:
     return f"truncated: decoding stopped at {reached:.1f} s of {duration:.1f} s"
 
 
-def _tag_seconds(tag: Optional[str]) -> Optional[float]:
-    """Matroska's per-track ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn``."""
+def tag_seconds(tag: Optional[str]) -> Optional[float]:
+    """Matroska's per-track ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn``, in seconds (None if absent or malformed)."""
     try:
         h, m, sec = str(tag).split(":")
         return int(h) * 3600 + int(m) * 60 + float(sec)
@@ -189,8 +189,8 @@ class _Source:
         vs, c = self.vs, self.container
         if vs.duration:
             duration = float(vs.duration * vs.time_base)
-        elif _tag_seconds(vs.metadata.get("DURATION")):  # Matroska: per-track tag, the header has only the max
-            duration = _tag_seconds(vs.metadata["DURATION"])
+        elif tag_seconds(vs.metadata.get("DURATION")):  # Matroska: per-track tag, the header has only the max
+            duration = tag_seconds(vs.metadata["DURATION"])
         elif c.duration:
             duration = (c.duration + (c.start_time or 0)) / av.time_base - self.origin
         else:
