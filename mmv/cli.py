@@ -94,6 +94,25 @@ def _cmd_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmv.train.config import describe_settings, parse_assignments, resolve_config
+
+    if args.help_config:
+        print(describe_settings())
+        return 0
+    overrides = parse_assignments(args.set or [])
+    for flag, key in (("data", "data"), ("out", "out_dir"), ("steps", "steps"), ("batch_size", "batch_size")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    config = resolve_config(args.preset, args.config, overrides)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
+    from mmv.train import train
+
+    return train(config, resume=args.resume).exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmv", description="Self-Supervised MultiModal Versatile Networks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=1024.0, help="megabytes per shard (default 1024)")
     p.set_defaults(func=_cmd_shard)
 
+    p = sub.add_parser("train", help="train an MMV model (one process, or one per GPU under torchrun)",
+                       description="Settings: a preset, then --config FILE (JSON), then --set KEY=VALUE and the "
+                                   "flags below. `mmv train --help-config` lists every setting. Exit status: 0 done "
+                                   "or preempted (SIGTERM, checkpointed), 2 bad input, 3 non-finite loss.")
+    p.add_argument("--preset", help="mmv_s3d, mmv_tsm_resnet50, mmv_tsm_resnet50x2 (the paper's runs), "
+                                    "mmv_tiny_tsm, mmv_tiny_s3d (CPU)")
+    p.add_argument("--config", help="JSON file of settings (may name a \"preset\"; a run's config.json works)")
+    p.add_argument("--data", help="JSON source spec or folder of training data")
+    p.add_argument("--out", help="run folder: config, metrics, checkpoints, final weights (setting out_dir)")
+    p.add_argument("--steps", type=int, help="total optimizer steps")
+    p.add_argument("--batch-size", type=int, help="global batch size (split over the ranks)")
+    p.add_argument("--resume", help="'latest' (newest valid checkpoint of the run folder, or a fresh start if "
+                                    "there is none) or a checkpoint file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any setting, e.g. --set lr=0.001 --set model_overrides.graph=disjoint (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    p.add_argument("--help-config", action="store_true", help="list every setting with its type and default")
+    p.set_defaults(func=_cmd_train)
+
+    from mmv.cli_eval import add_parsers as add_eval_parsers
+
+    add_eval_parsers(sub)
+
     p = sub.add_parser("info", help="describe a weights folder")
     p.add_argument("weights")
     p.set_defaults(func=_cmd_info)
@@ -138,8 +180,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, DataError, FileNotFoundError, ValueError) as err:
-        print(f"mmv: error: {err}", file=sys.stderr)
+    except (CheckpointError, DataError, FileNotFoundError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"mmv: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -13,7 +13,11 @@ class DataError(ValueError):
     """A data file that cannot be used: carries the path and the reason, so that a run can skip it,
     count it and report it."""
 
-    def __init__(self, path: object, reason: str):
-        super().__init__(f"{path}: {reason}")
+    def __init__(self, path: object, reason: str = ""):
+        # Constructible from its message alone: DataLoader workers re-raise an exception in the main
+        # process as ``type(message)``, and it must stay a DataError there.
+        if not reason:
+            path, reason = "", str(path)
+        super().__init__(f"{path}: {reason}" if path else reason)
         self.path = str(path)
         self.reason = reason

@@ -54,6 +54,20 @@ def save_model(model: MMV, out_dir: str | Path, *, preset: Optional[str] = None,
     return out
 
 
+def read_folder_config(config_path: Path, fmt: str, version: int, what: str) -> dict:
+    """A weights folder's ``config.json``, checked to be JSON of format ``fmt`` no newer than ``version``."""
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise CheckpointError(f"{config_path}: not {what} (no \"format\": \"{fmt}\")")
+    if meta.get("format_version", 0) > version:
+        raise CheckpointError(f"{config_path}: format version {meta['format_version']} is newer than this "
+                              f"mmv understands ({version}); upgrade mmv")
+    return meta
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu", check_inputs: bool = True) -> MMV:
     """The model saved in folder ``path``, in eval mode, with ``.protocol``, ``.preset`` and ``.vocab``."""
     folder = Path(path)
@@ -63,15 +77,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", check_input
     for required in (config_path, weights_path):
         if not required.is_file():
             raise CheckpointError(f"{folder}: missing {required.name}")
-    try:
-        meta = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: not an mmv config (no \"format\": \"{FORMAT}\")")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{config_path}: format version {meta['format_version']} is newer than this "
-                              f"mmv understands ({FORMAT_VERSION}); upgrade mmv")
+    meta = read_folder_config(config_path, FORMAT, FORMAT_VERSION, "an mmv config")
     try:
         config = MMVConfig.from_dict(meta["model"])
         protocol = InputProtocol.from_dict(meta.get("protocol", {}))

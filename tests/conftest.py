@@ -18,6 +18,16 @@ CHECKPOINTS = ("s3d", "tsm_resnet_x1", "tsm_resnet_x2")
 PRESET_OF = {"s3d": "mmv_s3d", "tsm_resnet_x1": "mmv_tsm_resnet50", "tsm_resnet_x2": "mmv_tsm_resnet50x2"}
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny-model tests: on a busy 2-core machine two spinning OpenMP threads made
+    them up to ~100x slower. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def golden_available() -> bool:
     return (GOLDEN / "recipe.py").is_file()
 

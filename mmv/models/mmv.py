@@ -165,7 +165,7 @@ class MMV(nn.Module):
     def embed_text(self, word_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.check_inputs and word_ids.dim() not in (2, 3):
             raise ValueError(f"word ids must be [B, N] or [B, K, N], got shape {tuple(word_ids.shape)}")
-        rep = self.text(word_ids)
+        rep = self.text(word_ids, check=self.check_inputs)
         vat = self.heads["txt_embd"](rep)
         out = {"text_repr": rep, "text_vat": vat}
         if self.config.graph != "shared":

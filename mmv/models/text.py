@@ -44,10 +44,12 @@ class TextTower(nn.Module):
         with torch.no_grad():
             self.embed.weight.copy_(vectors)
 
-    def forward(self, word_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, word_ids: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Sentence vectors of ``word_ids [..., N]``; ``check=False`` skips the id range check (a device
+        sync per call), as the training loop does."""
         if word_ids.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"word ids must be int64 or int32, got {word_ids.dtype}")
-        if word_ids.numel() and (int(word_ids.min()) < 0 or int(word_ids.max()) >= self.vocab_size):
+        if check and word_ids.numel() and (int(word_ids.min()) < 0 or int(word_ids.max()) >= self.vocab_size):
             raise ValueError(f"word ids must lie in [0, {self.vocab_size}); got "
                              f"[{int(word_ids.min())}, {int(word_ids.max())}]")
         words = self.embed(word_ids.long()).detach()  # frozen, as the release's stop_gradient

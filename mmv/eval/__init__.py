@@ -1,0 +1,1 @@
+"""Downstream evaluation: features, linear probes, fine-tuning, zero-shot retrieval, benchmark adapters."""
