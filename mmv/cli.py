@@ -113,6 +113,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return train(config, resume=args.resume).exit_code
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mmv.demo.run import run_demo
+
+    run_demo(args.out, seed=args.seed, quick=args.quick, steps=args.steps, fsdd_path=args.fsdd, threads=args.threads,
+             data_dir=args.data_dir, progress=args.progress, num_workers=args.workers, batch_size=args.batch_size,
+             num_train=args.train_videos, num_test=args.test_videos)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmv", description="Self-Supervised MultiModal Versatile Networks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
     p.add_argument("--help-config", action="store_true", help="list every setting with its type and default")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="build digit videos, train a tiny MMV on the CPU, evaluate it, write a report",
+                       description="Everything goes into --out: data/, run/ (training), results.json, records.json, "
+                                   "report.html and its PNGs. About ten minutes on 2 CPU cores (docs/demo.md).")
+    p.add_argument("--out", default="mmv-demo", help="output folder (default mmv-demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the training")
+    p.add_argument("--quick", action="store_true", help="a smaller dataset and fewer steps (a first look)")
+    p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--batch-size", type=int, help="clips per training step")
+    p.add_argument("--train-videos", type=int, help="number of training videos")
+    p.add_argument("--test-videos", type=int, help="number of test videos")
+    p.add_argument("--fsdd", default="auto", help="Free Spoken Digit Dataset folder for the real-speech probe, "
+                                                  "'auto' (../shared/data/fsdd if present) or 'none'")
+    p.add_argument("--data-dir", help="where the videos are built or reused (default OUT/data)")
+    p.add_argument("--threads", type=int, help="torch threads of the main process")
+    p.add_argument("--workers", type=int, help="data loader workers during training")
+    p.add_argument("--progress", default="auto", choices=["auto", "bar", "lines", "off"])
+    p.set_defaults(func=_cmd_demo)
 
     from mmv.cli_eval import add_parsers as add_eval_parsers
 
