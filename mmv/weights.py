@@ -8,7 +8,6 @@ project trains itself. Files are written atomically (temporary file, then rename
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mmv.atomic import atomic_write, atomic_write_text
 from mmv.errors import CheckpointError
 from mmv.models.config import InputProtocol, MMVConfig
 from mmv.models.mmv import MMV
@@ -36,11 +36,7 @@ def save_model(model: MMV, out_dir: str | Path, *, preset: Optional[str] = None,
     vocab = list(vocab) if vocab is not None else getattr(model, "vocab", None)
     if vocab is not None:
         _check_vocab(vocab, model.config.text.vocab_size, "vocabulary")
-        _atomic_write(out / VOCAB_FILE, "".join(f"{w}\n" for w in vocab).encode("utf-8"))
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{WEIGHTS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out / WEIGHTS_FILE)
+        atomic_write_text(out / VOCAB_FILE, "".join(f"{w}\n" for w in vocab))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -50,7 +46,15 @@ def save_model(model: MMV, out_dir: str | Path, *, preset: Optional[str] = None,
         "vocab": VOCAB_FILE if vocab is not None else None,
         **(extra or {}),
     }
-    _atomic_write(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    return write_weights_folder(out, model.state_dict(), config)
+
+
+def write_weights_folder(out: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """``model.safetensors`` of ``state_dict`` (on the CPU) and ``config.json`` of ``config`` in ``out``, each
+    written atomically, the weights first: a folder whose config is new always has its weights."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return out
 
 
@@ -135,7 +139,3 @@ def _check_tensors(model: MMV, tensors: dict[str, torch.Tensor], source: Path) -
         raise CheckpointError(f"{source}: {len(problems)} tensor(s) do not match config.json:\n  {shown}{more}")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

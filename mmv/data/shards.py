@@ -23,6 +23,7 @@ from typing import IO, Any, Optional
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mmv.atomic import atomic_write_text
 from mmv.data.samples import Skipped
 from mmv.errors import DataError
 
@@ -85,11 +86,7 @@ class ShardWriter:
         """Finish the last shard and write ``shards.json`` (with ``extra``); returns its path."""
         self._close()
         index = {"shards": self.shards, "samples": sum(s["samples"] for s in self.shards), **self.extra}
-        path = self.out_dir / INDEX_FILE
-        tmp = self.out_dir / f".{INDEX_FILE}.tmp"
-        tmp.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(self.out_dir / INDEX_FILE, json.dumps(index, indent=2) + "\n")
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -10,24 +10,21 @@ that config, deflates it (architecture only) and loads the saved image weights.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from mmv.deflate.convert import TSM_SHIFT_MODES, deflate_video_backbone
 from mmv.errors import CheckpointError
 from mmv.models.config import BackboneConfig, InputProtocol
 from mmv.models.mmv import MMV, build_backbone
-from mmv.weights import read_folder_config
+from mmv.weights import CONFIG_FILE, WEIGHTS_FILE, read_folder_config, write_weights_folder
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 FORMAT = "mmv-image"
 FORMAT_VERSION = 1
 
@@ -69,10 +66,6 @@ def save_image_network(net: ImageNetwork, out_dir: str | os.PathLike,
     """Write ``net`` to ``out_dir`` (created); ``extra`` goes into ``config.json`` (e.g. the tuning report)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.backbone.state_dict().items()}
-    tmp = out / f".{WEIGHTS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out / WEIGHTS_FILE)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -84,10 +77,7 @@ def save_image_network(net: ImageNetwork, out_dir: str | os.PathLike,
         "input": "images [B, 3, H, W] in protocol.value_range, H and W even for S3D",
         **(extra or {}),
     }
-    tmp = out / f".{CONFIG_FILE}.tmp"
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / CONFIG_FILE)
-    return out
+    return write_weights_folder(out, net.backbone.state_dict(), config)
 
 
 def read_image_config(path: str | os.PathLike) -> dict[str, Any]:

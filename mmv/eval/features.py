@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mmv.atomic import atomic_write
 from mmv.data.audio import log_mel
 from mmv.data.audiofile import load_audio, take_window
 from mmv.data.clips import seeded_generator
@@ -384,14 +385,13 @@ def save_features(path: str | os.PathLike, feats: Features) -> None:
     offsets = np.cumsum([0] + [len(lab) for lab in feats.labels]).astype(np.int64)
     flat = np.array([c for lab in feats.labels for c in lab], np.int64)
     extra = {"skipped": [dataclasses.asdict(s) for s in feats.skipped], "spec": feats.spec, "meta": feats.meta}
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, array=feats.array, ids=np.array(feats.ids, dtype=np.str_), label_offsets=offsets,
-                 labels=flat, extra=np.array(json.dumps(extra, default=str)))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to the name
+            np.savez(f, array=feats.array, ids=np.array(feats.ids, dtype=np.str_), label_offsets=offsets,
+                     labels=flat, extra=np.array(json.dumps(extra, default=str)))
+
+    atomic_write(path, write)
 
 
 def load_features(path: str | os.PathLike) -> Features:

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from mmv.atomic import atomic_write_text
 from mmv.eval.encoders import weights_hash
 from mmv.eval.features import Features
 
@@ -85,14 +86,7 @@ def write_result(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Write ``record`` as indented JSON, atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n")
 
 
 def read_result(path: str | os.PathLike) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Optional
 
 import torch
 
+from mmv.atomic import atomic_write, atomic_write_text
 from mmv.errors import CheckpointError
 
 FORMAT = "mmv-train"
@@ -32,33 +32,6 @@ REQUIRED_KEYS = ("format", "version", "step", "model", "optimizer", "data")
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}.pt"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _sha256(path: Path) -> str:
@@ -75,9 +48,9 @@ def save_checkpoint(folder: str | Path, step: int, state: dict[str, Any], keep: 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / checkpoint_name(step)
     payload = {"format": FORMAT, "version": VERSION, "step": int(step), **state}
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), durable=True)
     info = {"step": int(step), "file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
-    _atomic_write(path.with_suffix(".json"), lambda f: f.write((json.dumps(info) + "\n").encode()))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(info) + "\n", durable=True)
     prune_checkpoints(folder, keep)
     return path
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmv.atomic import atomic_write_text
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw")
 PROGRESS = ("auto", "bar", "lines", "off")
@@ -324,14 +326,8 @@ def resolve_config(preset: str | None = None, config_file: str | Path | None = N
 
 def save_config(config: TrainConfig, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the resolved configuration (plus ``extra``: world size, versions) as JSON, atomically."""
-    import os
-
-    path = Path(path)
     payload = {**config.to_dict(), **({"_run": extra} if extra else {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def describe_settings() -> str:
