@@ -90,22 +90,6 @@ def _unpack(batch: Batch, skipped: Optional[set[str]] = None) -> Optional[torch.
     return x if x is not None and x.shape[0] > 0 else None
 
 
-def heads_from_repr(model: MMV, rep: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What ``MMV.embed_video`` computes after the backbone, from a representation ``rep``.
-
-    Lets an image representation reach the video heads (frozen, the video network's own), so a head
-    output can be matched. Mirrors ``embed_video``; the heads are the model's modules, not copies.
-    """
-    va = model.head("vid2audio_embd")(rep)
-    if model.is_fac:
-        vat = model.heads["vis_embd"](model._fine_activation(va, "video"))
-    elif model.config.graph == "shared":
-        vat = va
-    else:
-        vat = model.heads["vis_embd"](rep)
-    return {"video_repr": rep, "video_va": va, "video_vat": vat}
-
-
 def _functions(image_net: nn.Module, video_net: nn.Module, output: str
                ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     if output not in OUTPUTS:
@@ -116,7 +100,7 @@ def _functions(image_net: nn.Module, video_net: nn.Module, output: str
 
         def image_fn(x: torch.Tensor) -> torch.Tensor:
             rep = image_net(x)
-            return rep if output == "video_repr" else heads_from_repr(video_net, rep)[output]
+            return rep if output == "video_repr" else video_net.video_heads(rep)[output]
 
         return image_fn, video_fn
     if output != "video_repr":

@@ -139,7 +139,11 @@ class MMV(nn.Module):
     def embed_video(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.check_inputs:
             self._check_video(video)
-        rep = self.video(video)
+        return self.video_heads(self.video(video))
+
+    def video_heads(self, rep: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The video embeddings from a backbone representation ``rep``: what ``embed_video`` adds after the
+        backbone. Also reached by other backbones' features (a deflated image network's, for tuning)."""
         va = self.head("vid2audio_embd")(rep)
         if self.is_fac:
             vat = self.heads["vis_embd"](self._fine_activation(va, "video"))

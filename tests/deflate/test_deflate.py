@@ -35,7 +35,6 @@ from mmv.deflate import (
     tune_deflated,
 )
 from mmv.deflate.convert import shift_permutation
-from mmv.deflate.tune import heads_from_repr
 from mmv.errors import CheckpointError, DataError
 from mmv.models.config import InputProtocol
 from mmv.models.layers import space_to_depth
@@ -184,9 +183,9 @@ def test_head_outputs_can_be_matched_through_the_video_heads():
     model = create_model("mmv_tiny_tsm").eval()
     net = deflate_model(model)
     imgs = textures(4, 32, seed=3)
-    with torch.no_grad():  # heads_from_repr mirrors MMV.embed_video after the backbone
+    with torch.no_grad():  # MMV.video_heads is what embed_video does after the backbone
         video = static_video(imgs, 4)
-        mirrored, real = heads_from_repr(model, model.video(video)), model.embed_video(video)
+        mirrored, real = model.video_heads(model.video(video)), model.embed_video(video)
     assert all(torch.equal(mirrored[k], real[k]) for k in real)
     gap = measure_gap(net, model, [imgs], num_frames=4, output="video_va")
     assert gap.num_images == 4 and gap.mean_l1 > 0
