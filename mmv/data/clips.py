@@ -44,11 +44,16 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoInfo:
     return probe_video(path)
 
 
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from ``parts`` (seed, epoch, index...), the same in every process (unlike ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
 def seeded_generator(*parts: Any) -> torch.Generator:
     """A generator whose seed is a stable function of ``parts`` (seed, epoch, index...): any worker,
     any resume, the same sample gets the same randomness."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return torch.Generator().manual_seed(stable_seed(*parts))
 
 
 class ClipBuilder:

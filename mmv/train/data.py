@@ -31,7 +31,7 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
-from mmv.data.clips import ClipBuilder, ClipDataset
+from mmv.data.clips import ClipBuilder, ClipDataset, seeded_generator, stable_seed
 from mmv.data.samples import Skipped, collate
 from mmv.data.sharding import ShardDecoder
 from mmv.data.shards import INDEX_FILE, expand_urls, iter_tar_samples
@@ -197,7 +197,7 @@ class EpochBatchSampler(Sampler):
         order: list[int] = []
         rounds = 0
         while len(order) < self.epoch_samples:
-            gen = torch.Generator().manual_seed(hash_seed(self.seed, "order", epoch, rounds))
+            gen = seeded_generator(self.seed, "order", epoch, rounds)
             order.extend(torch.randperm(self.num_items, generator=gen).tolist())
             rounds += 1
         return order[: self.epoch_samples]
@@ -211,14 +211,6 @@ class EpochBatchSampler(Sampler):
                 lo = g * per_global + self.rank * self.batch_size
                 yield [(epoch, i) for i in order[lo: lo + self.batch_size]]
             epoch, first = epoch + 1, 0
-
-
-def hash_seed(*parts: Any) -> int:
-    """A 63-bit seed from ``parts`` (stable across processes, unlike ``hash``)."""
-    import hashlib
-
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,7 +228,7 @@ class _ShardSource:
         self.name, self.urls, self.shuffle_buffer = name, urls, shuffle_buffer
 
     def stream(self, seed: int, epoch: int, slot: int) -> Iterator[dict[str, Any] | Skipped]:
-        rng = random.Random(hash_seed(seed, self.name, epoch, slot))
+        rng = random.Random(stable_seed(seed, self.name, epoch, slot))
         buffer: list[Any] = []
         while True:
             url = rng.choice(self.urls)
@@ -260,7 +252,7 @@ class _ItemSource:
         self.name, self.index, self.length = name, index, length
 
     def stream(self, seed: int, epoch: int, slot: int) -> Iterator[dict[str, Any]]:
-        rng = random.Random(hash_seed(seed, self.name, epoch, slot))
+        rng = random.Random(stable_seed(seed, self.name, epoch, slot))
         while True:
             yield {"__map__": self.index, "__index__": rng.randrange(self.length), "__epoch__": epoch}
 
@@ -298,7 +290,7 @@ class SampleStream(IterableDataset):
 
     def _raw(self, slot: int) -> Iterator[Any]:
         streams = [s.stream(self.seed, self.epoch, slot) for s in self.sources]
-        rng = random.Random(hash_seed(self.seed, "mix", self.epoch, slot))
+        rng = random.Random(stable_seed(self.seed, "mix", self.epoch, slot))
         total = self.cumulative[-1]
         import bisect
 

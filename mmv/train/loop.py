@@ -314,7 +314,8 @@ class _Run:
     def _loop(self) -> TrainResult:
         config, ctx = self.config, self.ctx
         log = MetricsLog(self.run_dir, config.tensorboard, say=self.say) if ctx.is_main else None
-        last_ckpt = list_checkpoints(self.ckpt_dir)[-1][1] if list_checkpoints(self.ckpt_dir) else None
+        found = list_checkpoints(self.ckpt_dir)
+        last_ckpt = found[-1][1] if found else None
         result = TrainResult("done", self.step, self.run_dir, checkpoint=last_ckpt, skipped=self.skipped_total)
         signal_at = _signal_hook(os.environ.get(SIGNAL_ENV, ""))
         window: list[list[float]] = []

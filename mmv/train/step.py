@@ -117,8 +117,7 @@ class StepRunner:
         batch = move_batch(batch, self.device, self.channels_last)
         with self.autocast():
             outputs = self.model(video=batch["video"], audio=batch["audio"], text=batch["text"])
-        outputs = {k: v.float() for k, v in outputs.items()}  # the loss in float32
-        losses = self.loss_fn(outputs, batch)
+        losses = self.loss_fn(outputs, batch)  # scores in float32 at least, autocast off: mmv.losses
         self.scaler.scale(losses["loss"]).backward()
         self.scaler.unscale_(self.optimizer)
         max_norm = self.grad_clip if self.grad_clip > 0 else math.inf

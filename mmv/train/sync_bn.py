@@ -35,7 +35,7 @@ class _AnyDimBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2D input [N, C, *], got {input.dim()}D")
 
 
-class CrossReplicaBatchNorm(_BatchNorm):
+class CrossReplicaBatchNorm(_AnyDimBatchNorm):
     """Batch norm whose training statistics cover every rank of ``process_group``; inputs ``[N, C, *]``.
 
     Outside training, or when torch.distributed is not initialised (or has one rank), it is exactly
@@ -47,10 +47,6 @@ class CrossReplicaBatchNorm(_BatchNorm):
                  device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         self.process_group = process_group
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input [N, C, *], got {input.dim()}D")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from mmv.data.text import Tokenizer, Vocabulary, tokenize
+from mmv.data.text import Vocabulary
 from mmv.data.wordvec import load_glove, load_word2vec, vocabulary_from_vectors, word_table
 
 
@@ -37,10 +38,10 @@ def load_word_vectors(spec: str, limit: int | None = None) -> tuple[list[str], n
     return load_glove(path, limit=limit)
 
 
-def build_vocabulary(words: list[str], vocab_size: int, captions: Iterable[str] = ()) -> Vocabulary:
-    """``<pad>``, ``<unk>``, the words of ``captions`` (most frequent first), then the first ``vocab_size``
-    words of the table not already there."""
-    from_captions = Vocabulary.build(captions) if captions else Vocabulary.from_words([])
+def build_vocabulary(words: list[str], vocab_size: int, from_captions: Optional[Vocabulary] = None) -> Vocabulary:
+    """``<pad>``, ``<unk>``, the words of the captions' vocabulary (``Vocabulary.build``: most frequent first),
+    then the first ``vocab_size`` words of the table not already there."""
+    from_captions = from_captions if from_captions is not None else Vocabulary.from_words([])
     top = vocabulary_from_vectors(words, limit=vocab_size, tokenizable_only=True) if vocab_size else None
     merged = list(from_captions.words)
     seen = set(merged)
@@ -63,11 +64,12 @@ def word_setup(spec: str, vocab_size: int, captions: Iterable[str] = (),
     # Without caption words only the head of the table is needed: word2vec files are read that far only.
     limit = None if captions else max(vocab_size * 2, vocab_size + 1000)
     words, vectors = load_word_vectors(spec, limit=limit if spec != "glove" else None)
-    vocab = build_vocabulary(words, vocab_size, captions)
+    from_captions = Vocabulary.build(captions) if captions else None
+    vocab = build_vocabulary(words, vocab_size, from_captions)
     table, stats = word_table(vocab, words, vectors)
-    if captions:
+    if from_captions is not None:
         known = set(words)
-        caption_words = {w for t in captions for w in tokenize(t)}
+        caption_words = from_captions.words[2:]  # every caption word once, without <pad> and <unk>
         missing = sorted(w for w in caption_words if w not in known)
         say(f"vocabulary: {len(vocab)} words ({len(caption_words)} from the narrations, {len(missing)} of them "
             f"without a vector in {spec}{': ' + ', '.join(missing[:10]) if missing else ''}"
@@ -76,7 +78,3 @@ def word_setup(spec: str, vocab_size: int, captions: Iterable[str] = (),
         say(f"vocabulary: the first {len(vocab) - 2} words of {spec} (+ <pad>, <unk>), word dim {table.shape[1]}, "
             f"coverage {stats['coverage']:.1%}")
     return vocab, table
-
-
-def tokenizer_for(vocab: Vocabulary, max_words: int) -> Tokenizer:
-    return Tokenizer(vocab, max_words)
