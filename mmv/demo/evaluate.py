@@ -37,11 +37,11 @@ from torch import nn
 
 from mmv.demo.narration import DIGIT_WORDS
 from mmv.eval.datasets.base import Benchmark, Example
-from mmv.eval.encoders import Encoder, weights_hash
+from mmv.eval.encoders import Encoder
 from mmv.eval.features import Features, FeatureSpec, extract_features
 from mmv.eval.linear import DEFAULT_WEIGHT_DECAYS, logistic_probe
 from mmv.eval.results import make_record, model_info
-from mmv.eval.retrieval import embed_text, retrieve
+from mmv.eval.retrieval import embed_text, match, pooled, retrieve, similarity
 
 PROMPT = "the number {word}"
 VIDEO_LAYERS = ("video_repr", "video_va", "video_vat")
@@ -88,22 +88,25 @@ def balanced(examples: Sequence[Example], n: int) -> list[Example]:
     return sorted(out, key=lambda ex: ex.id)
 
 
-def multi_encoder(models: Mapping[str, nn.Module], layers: Sequence[str], kind: str) -> Encoder:
-    """One ``Encoder`` giving ``layers`` of every model side by side: ``[B, sum of dims]`` (see ``split_columns``)."""
+def multi_encoder(models: Mapping[str, nn.Module], layers: Sequence[str], kind: str
+                  ) -> tuple[Encoder, dict[str, int]]:
+    """One ``Encoder`` giving ``layers`` of every model side by side: ``[B, sum of dims]`` (see ``split_columns``);
+    and the width of each layer, filled in by the first batch it encodes."""
     names = list(models)
+    dims: dict[str, int] = {}
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         parts = []
         for name in names:
             out = models[name](video=x) if kind == "video" else models[name](audio=x)
             parts.extend(out[layer] for layer in layers)
+        dims.update((layer, int(out[layer].shape[-1])) for layer in layers)
         return torch.cat(parts, dim=1)
 
     first = models[names[0]]
-    hashes = ",".join(weights_hash(models[n])[:16] for n in names)
-    return Encoder(fn, input=kind, protocol=first.protocol, module=nn.ModuleDict(dict(models)),
-                   identity=f"demo:{hashes}:{'+'.join(layers)}",
-                   description=f"{'+'.join(names)}:{'+'.join(layers)}")
+    encoder = Encoder(fn, input=kind, protocol=first.protocol, module=nn.ModuleDict(dict(models)),
+                      description=f"{'+'.join(names)}:{'+'.join(layers)}")
+    return encoder, dims
 
 
 def split_columns(feats: Features, models: Sequence[str], layers: Sequence[str], dims: Mapping[str, int]
@@ -124,33 +127,16 @@ def split_columns(feats: Features, models: Sequence[str], layers: Sequence[str],
     return out
 
 
-def layer_dims(model: nn.Module, kind: str, layers: Sequence[str]) -> dict[str, int]:
-    """Output width of each layer, from one dummy forward pass in eval mode."""
-    p = model.protocol
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        if kind == "video":
-            x = torch.zeros(1, 3, p.num_frames, p.eval_crop_size, p.eval_crop_size)
-            out = model(video=x)
-        else:
-            from mmv.data.audio import log_mel
-
-            n = int(round(p.num_frames / p.fps * p.audio.sample_rate))
-            out = model(audio=log_mel(torch.zeros(1, n), p.audio.sample_rate, front_end=p.audio).unsqueeze(1))
-    model.train(was)
-    return {layer: int(out[layer].shape[-1]) for layer in layers}
-
-
 def extract(models: Mapping[str, nn.Module], examples: Sequence[Example], kind: str, windows: int,
             settings: EvalSettings, progress: Progress = None, media: str = "video") -> dict[str, dict[str, Features]]:
     """model -> layer -> features of ``examples`` (``windows`` evenly spaced windows, centre crop)."""
     layers = VIDEO_LAYERS if kind == "video" else AUDIO_LAYERS
-    encoder = multi_encoder(models, layers, kind)
+    encoder, dims = multi_encoder(models, layers, kind)
     spec = FeatureSpec(modality=media, layer=f"{kind}_{'+'.join(layers)}", num_windows=windows, flip=False)
     feats = extract_features(encoder, examples, spec, train=False, batch_size=settings.batch_size,
                              num_workers=settings.num_workers, progress=progress)
-    dims = layer_dims(next(iter(models.values())), kind, layers)
+    if not dims:
+        raise ValueError(f"no {kind} window of the {len(examples)} examples could be encoded")
     return split_columns(feats, list(models), layers, dims)
 
 
@@ -165,8 +151,6 @@ def text_to_video(model: nn.Module, video_vat: Features) -> tuple[dict[str, Any]
     prompts = [PROMPT.format(word=DIGIT_WORDS[d]) for d in digits]
     text = embed_text(model, prompts, "text_vat")
     result = retrieve(text, video_vat.array, _gt_by_digit(labels, digits))
-    from mmv.eval.retrieval import similarity
-
     sim = similarity(text, video_vat.array)  # [digits, videos]
     zero_shot = float(np.mean(np.asarray(digits)[sim.argmax(axis=0)] == np.asarray(labels)))
     order = np.argsort(-sim, axis=1, kind="stable")
@@ -182,17 +166,15 @@ def text_to_video(model: nn.Module, video_vat: Features) -> tuple[dict[str, Any]
 
 def audio_to_video(audio_va: Features, video_va: Features) -> dict[str, Any]:
     """The ``a2v`` metrics: own video and same digit as the hit (module docstring)."""
-    index = {vid: j for j, vid in enumerate(video_va.ids)}
-    keep = [i for i, vid in enumerate(audio_va.ids) if vid in index]
+    keep, own_video, dropped = match(audio_va, video_va)  # each sound track's own video, by id
     q = audio_va.array[keep]
-    own = retrieve(q, video_va.array, [[index[audio_va.ids[i]]] for i in keep])
-    v_labels = [lab[0] for lab in video_va.labels]
-    same = retrieve(q, video_va.array, [[j for j, lab in enumerate(v_labels) if lab == audio_va.labels[i][0]]
-                                        for i in keep])
+    own = retrieve(q, video_va.array, own_video)
+    same = retrieve(q, video_va.array, _gt_by_digit([lab[0] for lab in video_va.labels],
+                                                    [audio_va.labels[i][0] for i in keep]))
     metrics = {"same_video": own["metrics"], "same_digit": same["metrics"]}
     params = {**own["params"], "space": "S_va (audio_va vs video_va)", "gallery": "test videos",
               "hit": {"same_video": "the query's own video", "same_digit": "any video of the spoken digit"},
-              "queries_dropped": len(audio_va.ids) - len(keep)}
+              "queries_dropped": dropped}
     return {"metrics": metrics, "params": params}
 
 
@@ -210,11 +192,11 @@ def probe(train: Features, test: Features, seed: int, threads: int = 0) -> dict[
         torch.set_num_threads(previous)
 
 
-def record(model: nn.Module, name: str, benchmark: str, split: Any, task: str, result: Mapping[str, Any],
+def record(info: Mapping[str, Any], name: str, benchmark: str, split: Any, task: str, result: Mapping[str, Any],
            features: Sequence[Features] = (), protocol: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
-    """``make_record`` with the demo's name for the network (untrained / trained)."""
-    info = {**model_info(model), "demo_stage": name}
-    return make_record(model=info, benchmark=benchmark, split=split, task=task, result=result,
+    """``make_record`` with the network's ``model_info`` (hashed once per network, not per record) and the demo's
+    name for it (untrained / trained)."""
+    return make_record(model={**info, "demo_stage": name}, benchmark=benchmark, split=split, task=task, result=result,
                        features=features, benchmark_protocol=protocol)
 
 
@@ -244,16 +226,17 @@ def fsdd_probes(models: Mapping[str, nn.Module], path: Any, settings: EvalSettin
     examples = [everything[k] for k in sorted(everything)]
     feats = extract(models, examples, "audio", settings.fsdd_windows, settings, progress, media="audio")
     metrics: dict[str, dict[str, Any]] = {name: {} for name in models}
+    infos = {name: model_info(model) for name, model in models.items()}
     records = []
     for key, bench in benches:
-        for name, model in models.items():
+        for name in models:
             f = feats[name]["audio_repr"]
             train = subset(f, {ex.id for ex in bench.split("train")})
             test = subset(f, {ex.id for ex in bench.split("test")})
             result = probe(train, test, seed, settings.probe_threads)
             metrics[name][key] = {"top1": result["metrics"]["top1"], "split": bench.protocol["split"],
                                   "n_train": len(train.ids), "n_test": len(test.ids)}
-            records.append(record(model, name, "fsdd", bench.protocol["split"], "linear/logistic", result,
+            records.append(record(infos[name], name, "fsdd", bench.protocol["split"], "linear/logistic", result,
                                   [_as_train(train), test], bench.protocol))
     return metrics, records
 
@@ -288,14 +271,15 @@ def evaluate_digits(models: Mapping[str, nn.Module], train_examples: Sequence[Ex
         aprobe = probe(audio["train"][name]["audio_repr"], audio["test"][name]["audio_repr"], seed, w.probe_threads)
         metrics[name] = {"t2v": t2v["metrics"], "a2v": a2v["metrics"],
                          "probe": {"video_top1": vprobe["metrics"]["top1"], "audio_top1": aprobe["metrics"]["top1"]}}
+        info = model_info(model)
         records += [
-            record(model, name, "demo-digits", "test", "retrieval/text->video (digit prompts)", t2v,
+            record(info, name, "demo-digits", "test", "retrieval/text->video (digit prompts)", t2v,
                    [video["test"][name]["video_vat"]]),
-            record(model, name, "demo-digits", "test", "retrieval/audio->video", a2v,
+            record(info, name, "demo-digits", "test", "retrieval/audio->video", a2v,
                    [audio["test"][name]["audio_va"], video["test"][name]["video_va"]]),
-            record(model, name, "demo-digits", "train->test", "linear/logistic video_repr", vprobe,
+            record(info, name, "demo-digits", "train->test", "linear/logistic video_repr", vprobe,
                    [_as_train(video["train"][name]["video_repr"]), video["test"][name]["video_repr"]]),
-            record(model, name, "demo-digits", "train->test", "linear/logistic audio_repr", aprobe,
+            record(info, name, "demo-digits", "train->test", "linear/logistic audio_repr", aprobe,
                    [_as_train(audio["train"][name]["audio_repr"]), audio["test"][name]["audio_repr"]]),
         ]
     return metrics, records, shown
@@ -310,8 +294,6 @@ def report_inputs(shown: Mapping[str, Mapping[str, Any]], history: Sequence[Mapp
     """``loss_curve``, ``retrieval_examples`` and ``embeddings`` for ``mmv.demo.report.write_report``: the loss
     terms only; for two digits the top test videos of their prompt, untrained then trained; the test videos in
     S_vat (with the prompts as stars) and their sound tracks in S_va, before and after training."""
-    from mmv.eval.retrieval import pooled
-
     curve = [{"step": h["step"], **{label: h[k] for k, label in LOSS_KEYS.items() if k in h}} for h in history]
     paths = {ex.id: ex.path for ex in test_examples}
     examples = []

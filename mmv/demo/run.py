@@ -172,18 +172,16 @@ def _train_config(settings: DemoSettings, spec: Path, run_dir: Path, seed: int, 
         "warmup_steps": int(round(settings.warmup_fraction * settings.steps)),
         "color_augment": settings.color_augment, "num_workers": settings.num_workers, "threads": settings.threads,
         "checkpoint_every": settings.steps, "keep_checkpoints": 1, "log_every": max(1, settings.steps // 50),
-        "progress": {"bar": "bar", "lines": "lines", "off": "off"}.get(progress, "auto")})
+        "progress": progress})
 
 
 def untrained_like(config, trained) -> tuple[Any, dict[str, Any]]:
     """The network of step 0 of ``config``'s run (see the module docstring) and the evidence that it is."""
     from mmv.data.text import Vocabulary
-    from mmv.train.step import build_model, freeze_unused, protocol_for
+    from mmv.train.step import initial_model, protocol_for
 
     table = trained.text.embed.weight.detach().clone()  # frozen: the run's GloVe table, as loaded
-    torch.manual_seed(config.seed)  # as the trainer does just before building its model
-    model = build_model(config, protocol_for(config), Vocabulary(list(trained.vocab)), table)
-    untouched = freeze_unused(model)
+    model, untouched = initial_model(config, protocol_for(config), Vocabulary(list(trained.vocab)), table)
     ours, theirs = model.state_dict(), trained.state_dict()
     names = [n for n in ours if any(n.startswith(m + ".") for m in untouched)]
     equal = all(torch.equal(ours[n], theirs[n]) for n in names)
@@ -284,8 +282,7 @@ def run_demo(out_dir: str | os.PathLike = "mmv-demo", *, seed: int = 0, quick: b
 
         # 3. evaluate
         t0 = time.perf_counter()
-        torch.set_num_threads(settings.threads)
-        trained = load_model(result.weights_dir)
+        trained = load_model(result.weights_dir)  # the trainer has restored settings.threads
         untrained, init_check = untrained_like(config, trained)
         if not init_check["untrained_equals_run_init"]:
             raise RuntimeError("the rebuilt untrained network differs from the run's initial one "

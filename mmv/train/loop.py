@@ -53,8 +53,7 @@ from mmv.train.rng import capture_rng, restore_rng
 from mmv.train.schedule import WarmupCosine
 from mmv.train.step import (
     StepRunner,
-    build_model,
-    freeze_unused,
+    initial_model,
     make_optimizer,
     protocol_for,
     resolve_precision,
@@ -176,7 +175,6 @@ class _Run:
         sources = load_sources(config.data)
         for report in sources.reports:
             self.say(report.summary())
-        torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         self.protocol = protocol_for(config)
         if self.state is not None:
             vocab, table = Vocabulary(list(self.state["vocab"])), None
@@ -185,8 +183,7 @@ class _Run:
                 if config.vocab_from_captions else []
             vocab, table = word_setup(config.word_vectors, config.vocab_size, captions, say=self.say)
         self.vocab = vocab
-        model = build_model(config, self.protocol, vocab, table)
-        frozen = freeze_unused(model)
+        model, frozen = initial_model(config, self.protocol, vocab, table)
         if frozen and not config.find_unused_parameters:
             self.say(f"frozen (no loss reads them): {', '.join(frozen)}")
         model.to(ctx.device)

@@ -51,6 +51,15 @@ def build_model(config: TrainConfig, protocol: InputProtocol, vocab: Vocabulary,
     return model
 
 
+def initial_model(config: TrainConfig, protocol: InputProtocol, vocab: Vocabulary,
+                  table: Optional[torch.Tensor]) -> tuple[MMV, list[str]]:
+    """The run's network at step 0 and the modules frozen in it: seeded by ``config.seed``, so every rank builds
+    the same weights (DDP also broadcasts them) and anyone can rebuild them (the demo's untrained baseline)."""
+    torch.manual_seed(config.seed)
+    model = build_model(config, protocol, vocab, table)
+    return model, freeze_unused(model)
+
+
 def freeze_unused(model: MMV) -> list[str]:
     """``requires_grad_(False)`` on the modules no loss term reads, so DDP needs no unused-parameter search."""
     from mmv.losses import modules_unused_by_loss
