@@ -207,9 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, DataError, FileNotFoundError, ValueError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"mmv: error: {message}", file=sys.stderr)
+    except (CheckpointError, DataError, FileNotFoundError, ValueError) as err:  # UnknownNameError too
+        print(f"mmv: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -9,6 +9,14 @@ class UnsafePickleError(CheckpointError):
     """A pickle asked to run something that is not plain data; refused before it ran."""
 
 
+class UnknownNameError(KeyError, ValueError):
+    """A name the user gave (a model preset, a benchmark, a split) that does not exist; the message lists the
+    known ones. A ``KeyError`` for lookups, a ``ValueError`` for the CLI, which reports bad input, not bugs."""
+
+    def __str__(self) -> str:  # the message as written, not KeyError's quoted repr
+        return str(self.args[0]) if self.args else ""
+
+
 class DataError(ValueError):
     """A data file that cannot be used: carries the path and the reason, so that a run can skip it,
     count it and report it."""

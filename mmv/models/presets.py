@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import torch
 
+from mmv.errors import UnknownNameError
 from mmv.models.config import BackboneConfig, HeadConfig, InputProtocol, MMVConfig, TextConfig
 from mmv.models.init import init_like_release
 from mmv.models.mmv import MMV
@@ -48,7 +49,7 @@ def get_preset(name: str) -> Preset:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
+        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
 
 
 def create_model(name: str, *, word_vectors: Optional[torch.Tensor] = None, init: str = "release",

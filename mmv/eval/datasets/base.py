@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from mmv.data.sources.base import SourceReport
+from mmv.errors import UnknownNameError
 
 MODALITIES = ("video", "audio", "image")
 
@@ -75,7 +76,7 @@ class Benchmark:
         try:
             return self.splits[name]
         except KeyError:
-            raise KeyError(f"{self.name} has no split {name!r}; it has {sorted(self.splits)}") from None
+            raise UnknownNameError(f"{self.name} has no split {name!r}; it has {sorted(self.splits)}") from None
 
 
 def read_media(example: Example) -> str | bytes:

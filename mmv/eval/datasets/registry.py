@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Optional, Union
 
+from mmv.errors import UnknownNameError
 from mmv.eval.datasets.audioset import load_audioset
 from mmv.eval.datasets.base import Benchmark
 from mmv.eval.datasets.cifar10 import load_cifar10
@@ -166,7 +167,7 @@ def benchmark_info(name: str) -> BenchmarkInfo:
     key = _key(name)
     key = _ALIASES.get(key, key)
     if key not in _BY_NAME:
-        raise KeyError(f"no benchmark {name!r}; known: {sorted(_BY_NAME)}")
+        raise UnknownNameError(f"no benchmark {name!r}; known: {sorted(_BY_NAME)}")
     return _BY_NAME[key]
 
 
