@@ -39,7 +39,7 @@ from torch import nn
 
 from mmv.models.layers import SameConv, SameMaxPool, batch_norm
 from mmv.models.resnet import BottleneckV2, ResNetV2
-from mmv.models.s3d import S3D, InceptionBlock3D, SelfGating, SUnit3D
+from mmv.models.s3d import S3D, InceptionBlock3D, SelfGating, SUnit3D, run_to_endpoint
 from mmv.models.tsm import TSMResNet
 
 TSM_SHIFT_MODES = ("fold", "off")
@@ -174,14 +174,7 @@ class ImageS3D(nn.Module):
 
     def forward_features(self, images: torch.Tensor, endpoint: str = "Mixed_5c") -> torch.Tensor:
         """Feature map ``[B, C, H', W']`` at ``endpoint``."""
-        if endpoint not in self.ENDPOINTS:
-            raise ValueError(f"unknown S3D endpoint {endpoint!r}; valid: {', '.join(self.ENDPOINTS)}")
-        x = space_to_depth_image(images)
-        for name, layer in self.layers.items():
-            x = layer(x)
-            if name == endpoint:
-                break
-        return x
+        return run_to_endpoint(self.layers, space_to_depth_image(images), endpoint)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images).mean(dim=(2, 3))

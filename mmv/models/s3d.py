@@ -104,6 +104,18 @@ class InceptionBlock3D(nn.Module):
         return torch.cat([b0, b1, b2, b3], dim=1)
 
 
+def run_to_endpoint(layers: nn.ModuleDict, x: torch.Tensor, endpoint: str) -> torch.Tensor:
+    """``x`` through the S3D ``layers`` in order, stopping after ``endpoint`` (one of ``S3D.ENDPOINTS``); shared by
+    the video network and its deflated image network."""
+    if endpoint not in S3D.ENDPOINTS:
+        raise ValueError(f"unknown S3D endpoint {endpoint!r}; valid: {', '.join(S3D.ENDPOINTS)}")
+    for name, layer in layers.items():
+        x = layer(x)
+        if name == endpoint:
+            break
+    return x
+
+
 class S3D(nn.Module):
     """S3D-G video backbone; ``forward`` returns the 1024-d clip representation (mean over T, H, W).
 
@@ -144,14 +156,7 @@ class S3D(nn.Module):
 
     def forward_features(self, video: torch.Tensor, endpoint: str = "Mixed_5c") -> torch.Tensor:
         """Feature map ``[B, C, T', H', W']`` at ``endpoint`` (default: the last block)."""
-        if endpoint not in self.ENDPOINTS:
-            raise ValueError(f"unknown S3D endpoint {endpoint!r}; valid: {', '.join(self.ENDPOINTS)}")
-        x = space_to_depth(video)
-        for name, layer in self.layers.items():
-            x = layer(x)
-            if name == endpoint:
-                break
-        return x
+        return run_to_endpoint(self.layers, space_to_depth(video), endpoint)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.forward_features(video).mean(dim=(2, 3, 4))
