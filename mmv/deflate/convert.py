@@ -34,7 +34,6 @@ from functools import partial
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmv.models.layers import SameConv, SameMaxPool, batch_norm
@@ -116,13 +115,7 @@ class ImageSUnit(nn.Module):
         self.bn2 = _bn2d_from(unit.bn2) if unit.bn2 is not None else None
         self.gating = ImageSelfGating(unit.gating) if unit.gating is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn(self.conv(x)))
-        if self.conv2 is not None:
-            x = F.relu(self.bn2(self.conv2(x)))
-        if self.gating is not None:
-            x = self.gating(x)
-        return x
+    forward = SUnit3D.forward  # the same sequence (conv, BN, ReLU, second conv, gating) on the 2-D layers
 
 
 def _pool2d_from(pool: SameMaxPool) -> SameMaxPool:
